@@ -1,0 +1,3 @@
+"""
+On-disk storage: content-addressed blobs and upload sessions.
+"""
