@@ -176,6 +176,8 @@ class FileSegmentsProducer:
             )
         except BlockingIOError:
             sent = 0
+        # What went past the transport still counts for the access log.
+        self.request.sentLength += sent  # type: ignore[attr-defined]
         self._position += sent
         self._remaining -= sent
 
