@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+#: C{Accept} values that accept any manifest.  The content negotiation table gives
+#: C{application/json} the same answer as no header and C{*/*} (what pre-v2 clients send).
+_ANYTHING = frozenset({"*/*", "application/*", "application/json"})
+
 
 def acceptedTypes(headers: Iterable[bytes] | None) -> set[str] | None:
     """
     The media types the client accepts, from every C{Accept} header line it sent; C{None}
-    when it accepts anything (no header, or a wildcard).
+    when it accepts anything (no header, a wildcard, or C{application/json}).
     """
     if not headers:
         return None
@@ -24,7 +28,7 @@ def acceptedTypes(headers: Iterable[bytes] | None) -> set[str] | None:
                 continue
             if any(_isZeroQuality(p) for p in params):
                 continue
-            if mediaType in ("*/*", "application/*"):
+            if mediaType in _ANYTHING:
                 return None
             accepted.add(mediaType)
     return accepted or None

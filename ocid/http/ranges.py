@@ -66,6 +66,9 @@ def parseRange(header: bytes | None, size: int) -> list[ByteRange] | None:
         first, last = first.strip(), last.strip()
         if first and not first.isdigit() or last and not last.isdigit():
             return None
+        if len(first) > 20 or len(last) > 20:
+            # Past any file's size, and past what int() parses: ignore the header.
+            return None
         if not first:
             if not last:
                 return None
@@ -75,11 +78,12 @@ def parseRange(header: bytes | None, size: int) -> list[ByteRange] | None:
             ranges.append(ByteRange(max(size - suffix, 0), size - 1))
             continue
         start = int(first)
-        end = int(last) if last else size - 1
-        if end < start:
+        if last and int(last) < start:
+            # "first-pos > last-pos" makes the whole header invalid: ignore it.
             return None
         if start >= size:
             continue
+        end = int(last) if last else size - 1
         ranges.append(ByteRange(start, min(end, size - 1)))
     if not ranges or size == 0:
         raise Unsatisfiable()
