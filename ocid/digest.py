@@ -31,8 +31,10 @@ class Hasher(Protocol):
 
     def hexdigest(self) -> str: ...
 
+    def copy(self) -> Hasher: ...
 
-@attrs.frozen(order=True)
+
+@attrs.frozen(order=True, cache_hash=True)
 class Digest:
     """
     A validated content digest such as C{sha256:9f86d0...}.

@@ -6,6 +6,7 @@ one to the HTTP layer.
 from __future__ import annotations
 
 import errno
+import os
 from typing import Any
 
 import attrs
@@ -93,13 +94,39 @@ class StorageError(Exception):
     """
 
 
+def _osError(error: BaseException) -> OSError | None:
+    """
+    The L{OSError} behind C{error}: itself, or the first one in its chain of causes.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def storageError(error: BaseException) -> RegistryError:
     """
-    The 5xx answer for a failed disk write: 507 when the disk is full, else 500.
+    The 5xx answer for a failed disk write: 507 when the disk is full (C{ENOSPC},
+    C{EDQUOT}), else 500.  The client learns what the disk said (C{EIO}, say), never a
+    path inside the data directory.
     """
-    cause = error.__cause__ if isinstance(error, StorageError) else error
-    if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+    cause = _osError(error)
+    if cause is not None and cause.errno in (errno.ENOSPC, errno.EDQUOT):
         return RegistryError(
-            UNKNOWN, "insufficient storage: the registry's disk is full", status=507
+            UNKNOWN,
+            "insufficient storage: the registry's disk is full",
+            detail={"errno": errno.errorcode[cause.errno]},
+            status=507,
         )
-    return RegistryError(UNKNOWN, f"storage error: {error}", status=500)
+    if cause is not None and cause.errno:
+        return RegistryError(
+            UNKNOWN,
+            f"storage error: {os.strerror(cause.errno)}",
+            detail={"errno": errno.errorcode.get(cause.errno, str(cause.errno))},
+            status=500,
+        )
+    return RegistryError(UNKNOWN, "storage error: the disk refused a write", status=500)

@@ -190,6 +190,8 @@ def parseManifest(body: bytes, contentType: str | None) -> Manifest:
         obj = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise _invalid("manifest is not valid JSON") from None
+    except RecursionError:
+        raise _invalid("manifest is nested too deeply") from None
     if not isinstance(obj, dict):
         raise _invalid("manifest is not a JSON object")
     declared = _string(obj, "mediaType", "manifest")

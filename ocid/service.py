@@ -17,7 +17,8 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from ocid.http.api import RegistryAPI
-from ocid.http.request import RegistrySite
+from ocid.http.request import DEFAULT_HEADER_TIMEOUT, RegistrySite
+from ocid.journal import DEFAULT_COMPACT_AFTER
 from ocid.registry import Registry
 
 log = Logger()
@@ -26,6 +27,9 @@ log = Logger()
 DEFAULT_UPLOAD_EXPIRY = 24 * 60 * 60.0
 #: Idle HTTP connections are closed after this many seconds.
 DEFAULT_IDLE_TIMEOUT = 60
+#: The upload expiry timer runs four times per expiry period, but at least once in this
+#: many seconds, so a session outlives its expiry by a quarter of it at most.
+MAX_EXPIRY_INTERVAL = 3600.0
 
 
 class RegistryService(MultiService):
@@ -33,7 +37,9 @@ class RegistryService(MultiService):
     A registry serving the data directory C{registry.dataPath} on some endpoints.
 
     Starting it opens the storage and replays the journal (before any port listens);
-    stopping it stops the ports, then waits for pending journal writes.
+    stopping it stops the ports, then waits for pending journal writes.  A timer removes
+    upload sessions untouched for C{uploadExpiry} seconds, first when the service starts
+    (sessions an earlier run left keep their age).
 
     @ivar registry: the L{Registry}, for programs that want to look inside.
     @ivar site: the HTTP site serving the API.
@@ -46,18 +52,27 @@ class RegistryService(MultiService):
         reactor: Any,
         uploadExpiry: float = DEFAULT_UPLOAD_EXPIRY,
         idleTimeout: float = DEFAULT_IDLE_TIMEOUT,
+        headerTimeout: float = DEFAULT_HEADER_TIMEOUT,
+        maxConnections: int | None = None,
     ) -> None:
         super().__init__()
         self.registry = registry
         self.site = RegistrySite(
-            RegistryAPI(registry).resource(), registry.uploads, reactor, timeout=idleTimeout
+            RegistryAPI(registry).resource(),
+            registry.uploads,
+            reactor,
+            headerTimeout=headerTimeout,
+            maxConnections=maxConnections,
+            timeout=idleTimeout,
         )
         self.site.displayTracebacks = False
         self._uploadExpiry = uploadExpiry
         for description in listen:
             endpoint = serverFromString(reactor, description)
             StreamServerEndpointService(endpoint, self.site).setServiceParent(self)
-        expiry = TimerService(min(uploadExpiry, 3600.0), self._expireUploads)
+        expiry = TimerService(
+            min(uploadExpiry / 4, MAX_EXPIRY_INTERVAL), self._expireUploads
+        )
         expiry.clock = reactor
         expiry.setServiceParent(self)
 
@@ -88,6 +103,9 @@ def registryService(
     reactor: Any = None,
     uploadExpiry: float = DEFAULT_UPLOAD_EXPIRY,
     idleTimeout: float = DEFAULT_IDLE_TIMEOUT,
+    headerTimeout: float = DEFAULT_HEADER_TIMEOUT,
+    maxConnections: int | None = None,
+    journalCompactAfter: int = DEFAULT_COMPACT_AFTER,
 ) -> IService:
     """
     Build a registry serving the data directory C{dataPath} on each endpoint description
@@ -99,13 +117,20 @@ def registryService(
     @param reactor: the reactor to use; the global one if C{None}.
     @param uploadExpiry: seconds after which an untouched upload session is removed.
     @param idleTimeout: seconds after which an idle HTTP connection is closed.
+    @param headerTimeout: seconds a client has to send a request's line and headers.
+    @param maxConnections: open connections beyond which the longest-idle one is closed;
+        by default as many as the file descriptor limit allows.
+    @param journalCompactAfter: compact the journal into a snapshot once its logs hold
+        this many bytes.
     """
     if reactor is None:
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor
-    registry = Registry(Path(dataPath), reactor)
-    return RegistryService(registry, listen, reactor, uploadExpiry, idleTimeout)
+    registry = Registry(Path(dataPath), reactor, journalCompactAfter=journalCompactAfter)
+    return RegistryService(
+        registry, listen, reactor, uploadExpiry, idleTimeout, headerTimeout, maxConnections
+    )
 
 
 def registryResource(registry: Registry) -> IResource:

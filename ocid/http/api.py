@@ -28,6 +28,7 @@ from ocid.errors import (
     MANIFEST_INVALID,
     MANIFEST_UNKNOWN,
     SIZE_INVALID,
+    UNKNOWN,
     UNSUPPORTED,
     RegistryError,
     StorageError,
@@ -36,6 +37,7 @@ from ocid.errors import (
 from ocid.http.negotiation import acceptedTypes
 from ocid.http.producer import FileSegmentsProducer, Segment
 from ocid.http.ranges import Unsatisfiable, parseRange
+from ocid.http.referrers import referrersPage
 from ocid.http.responses import emptyBody, errorBody, jsonBody
 from ocid.http.uploadbody import (
     UploadSink,
@@ -52,8 +54,6 @@ from ocid.storage.uploads import UploadSession, isSessionID
 log = Logger()
 
 API_VERSION = b"registry/2.0"
-#: Referrers listed per page before a C{Link} to the next.
-REFERRERS_PAGE = 1000
 
 
 def _arg(request: IRequest, name: bytes) -> str | None:
@@ -75,7 +75,8 @@ def _header(request: IRequest, name: bytes) -> str | None:
 def _parseCount(text: str | None) -> int | None:
     if text is None or text == "":
         return None
-    if not text.isdigit():
+    # ASCII digits only ("²".isdigit() is true), and few enough for int().
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
         raise RegistryError(
             UNSUPPORTED,
             "n must be a non-negative integer",
@@ -151,7 +152,7 @@ class RegistryAPI:
         log.failure("unexpected error answering {method} {uri}", failure,
                     method=request.method, uri=request.uri)
         return errorBody(
-            request, RegistryError(UNSUPPORTED, "internal error", status=500)
+            request, RegistryError(UNKNOWN, "internal error", status=500)
         )
 
     # "Determining Support"
@@ -191,42 +192,27 @@ class RegistryAPI:
 
     @app.route("/v2/<path:name>/referrers/<digest>", methods=["GET"])
     def referrers(self, request: IRequest, name: str, digest: str) -> bytes:
+        """
+        "Listing Referrers": always an image index (200), empty for a digest nothing
+        refers to, in a repository that does not exist too.  Each C{artifactType}
+        parameter (an empty one is ignored) filters the list; several keep any of them.
+        """
         validateName(name)
         subject = Digest.parse(digest)
-        artifactType = _arg(request, b"artifactType")
+        artifactTypes = frozenset(t for t in _args(request, b"artifactType") if t)
         repository = self.registry.index.get(name)
-        entries: list[ManifestEntry] = []
-        if repository is not None:
-            entries = list(repository.referrers.get(subject, {}).values())
-        if artifactType is not None:
-            entries = [e for e in entries if e.artifactType == artifactType]
+        entries = () if repository is None else repository.referrers.get(subject, {}).values()
+        page = referrersPage(entries, artifactTypes or None, _arg(request, b"last"))
+        if artifactTypes:
             request.setHeader(b"OCI-Filters-Applied", b"artifactType")
-        entries.sort(key=lambda e: str(e.digest))
-        last = _arg(request, b"last")
-        if last is not None:
-            entries = [e for e in entries if str(e.digest) > last]
-        if len(entries) > REFERRERS_PAGE:
-            entries = entries[:REFERRERS_PAGE]
-            query = f"last={quote(str(entries[-1].digest))}"
-            if artifactType is not None:
-                query += f"&artifactType={quote(artifactType, safe='')}"
+        if page.nextLast is not None:
+            query = "last=" + quote(page.nextLast, safe=":")
+            for artifactType in sorted(artifactTypes):
+                query += "&artifactType=" + quote(artifactType, safe="")
             request.setHeader(
                 b"Link", f'</v2/{name}/referrers/{subject}?{query}>; rel="next"'.encode()
             )
-        manifests = []
-        for entry in entries:
-            descriptor: dict[str, Any] = {
-                "mediaType": entry.mediaType,
-                "digest": str(entry.digest),
-                "size": entry.size,
-            }
-            if entry.artifactType:
-                descriptor["artifactType"] = entry.artifactType
-            if entry.annotations:
-                descriptor["annotations"] = entry.annotations
-            manifests.append(descriptor)
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
-        return jsonBody(request, index, contentType=OCI_INDEX.encode())
+        return jsonBody(request, page.index, contentType=OCI_INDEX.encode())
 
     # "Pulling manifests", "Pushing Manifests", "Deleting tags", "Deleting Manifests"
 
@@ -315,8 +301,11 @@ class RegistryAPI:
         if entry.subject is not None:
             request.setHeader(b"OCI-Subject", str(entry.subject).encode())
         if tags:
+            # "Pushing Manifests": an OCI-Tag header for each accepted tag, the one in
+            # the path too when the manifest was pushed by tag.
+            accepted = tags if isinstance(ref, Digest) else [ref, *tags]
             request.responseHeaders.setRawHeaders(
-                b"OCI-Tag", [t.encode() for t in dict.fromkeys(tags)]
+                b"OCI-Tag", [t.encode() for t in dict.fromkeys(accepted)]
             )
         return emptyBody(request, 201)
 

@@ -1,22 +1,28 @@
 """
 The request class and site that stream blob upload bodies to disk as they arrive, and cap
-every other body.
+every other body; the site's connections are L{ocid.http.channel.RegistryChannel}s.
 """
 
 from __future__ import annotations
 
 from typing import Any, BinaryIO
 
+from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import IResource
 
+from ocid.errors import UNSUPPORTED, RegistryError
+from ocid.http.channel import OpenConnections, RegistryChannel, connectionLimit
+from ocid.http.responses import errorBody
 from ocid.http.uploadbody import UploadSink, uploadSinkFor
 from ocid.manifest import MAX_MANIFEST_SIZE
 from ocid.storage.uploads import UploadStore
 
 #: The largest non-upload request body we buffer (a manifest, with room for the 413 test).
 MAX_BUFFERED_BODY = MAX_MANIFEST_SIZE + 1
+#: Seconds a client has to send a request's line and headers, from their first byte.
+DEFAULT_HEADER_TIMEOUT = 30.0
 
 
 class _CappedBuffer:
@@ -82,20 +88,61 @@ class StreamingRequest(server.Request):
             content.abort()
         super().connectionLost(reason)
 
+    def _handleStar(self) -> None:
+        # Twisted answers a request for "*" itself; only OPTIONS may ask for it, and any
+        # other method gets the spec's error body with the 405.
+        if self.method == b"OPTIONS":
+            super()._handleStar()
+            return
+        error = RegistryError(
+            UNSUPPORTED,
+            "the request target * is only for OPTIONS",
+            status=405,
+            headers={b"Allow": b"OPTIONS"},
+        )
+        self.write(errorBody(self, error))
+        self.finish()
+
 
 class RegistrySite(server.Site):
     """
-    A site serving the registry API with L{StreamingRequest}s.
+    A site serving the registry API over L{RegistryChannel}s with L{StreamingRequest}s.
 
     @ivar uploads: where upload bodies go.
+    @ivar headerTimeout: seconds a client has to send each request head.
+    @ivar connections: the open connections; beyond C{maxConnections}, the longest-idle
+        one is closed to make room.
     """
 
+    protocol = RegistryChannel
     requestFactory = StreamingRequest
 
     def __init__(
-        self, resource: IResource, uploads: UploadStore, reactor: Any, **kwargs: Any
+        self,
+        resource: IResource,
+        uploads: UploadStore,
+        reactor: Any,
+        headerTimeout: float | None = DEFAULT_HEADER_TIMEOUT,
+        maxConnections: int | None = None,
+        **kwargs: Any,
     ) -> None:
+        """
+        @param maxConnections: how many connections to keep open before closing idle
+            ones to make room; by default as many as the file descriptor limit allows
+            (L{connectionLimit}).
+        @param kwargs: more arguments for L{server.Site}, such as the idle C{timeout}.
+        """
         super().__init__(
             resource, reactor=reactor, parsePOSTFormSubmission=False, **kwargs
         )
         self.uploads = uploads
+        self.headerTimeout = headerTimeout
+        if maxConnections is None:
+            maxConnections = connectionLimit()
+        self.connections = OpenConnections(maxConnections)
+
+    def buildProtocol(self, addr: IAddress) -> RegistryChannel:
+        channel: RegistryChannel = super().buildProtocol(addr)
+        channel.headerTimeout = self.headerTimeout
+        channel.connections = self.connections
+        return channel

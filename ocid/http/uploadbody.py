@@ -25,8 +25,10 @@ from ocid.digest import Digest
 from ocid.errors import (
     BLOB_UPLOAD_INVALID,
     BLOB_UPLOAD_UNKNOWN,
+    DIGEST_INVALID,
     SIZE_INVALID,
     RegistryError,
+    StorageError,
     storageError,
 )
 from ocid.reference import validateName
@@ -36,7 +38,9 @@ log = Logger()
 
 _SESSION_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<session>[^/]+)$")
 _START_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/?$")
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})(?:/(?:[0-9]+|\*))?$")
+_CONTENT_RANGE = re.compile(
+    r"^(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})(?:/([0-9]{1,19}|\*))?$"
+)
 
 
 def uploadLocation(session: UploadSession) -> bytes:
@@ -76,7 +80,14 @@ class UploadSink:
     """
     The C{request.content} of a blob upload: bytes written to it go to the session's file.
 
-    @ivar session: the session receiving the bytes, or C{None} if the request was refused.
+    The sink owns the session's writer until L{finish} hands the session to the route.  If
+    the disk refuses a write (C{ENOSPC}, C{EIO}), the session is rolled back to where this
+    request found it and the rest of the body is discarded; L{finish} then raises the 5xx.
+    If the request ends any other way (the client went away mid-body, or the route never
+    asked for the body), the bytes that arrived are kept so the upload can resume.
+
+    @ivar session: the session receiving the bytes, or C{None} if the request was refused
+        or the session was handed on.
     @ivar error: why the request was refused; its body is then discarded.
     @ivar received: how many body bytes arrived.
     @ivar ephemeral: the session was created for this request alone (a single-POST upload)
@@ -95,9 +106,7 @@ class UploadSink:
             try:
                 self.session.write(data)
             except OSError as e:
-                log.failure("writing to upload session {session} failed", session=self.session.id)
-                self.error = storageError(e)
-                self._release(discard=True)
+                self._failed(e)
 
     # What twisted.web.http.Request does with its content after the body is complete.
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -111,55 +120,115 @@ class UploadSink:
 
     def close(self) -> None:
         """
-        Flush and close the session file (the route is done with the body).
+        The request is done with its body (L{twisted.web.http.Request} closes its content
+        when it finishes): release the session if the route did not take it.
         """
-        self._release(discard=False)
+        self._release()
 
     def abort(self) -> None:
         """
         The client went away mid-body: keep what arrived, so the session can resume, unless
         the session existed only for this request.
         """
-        self._release(discard=self.ephemeral)
+        self._release()
+
+    def discard(self) -> None:
+        """
+        The request turned out malformed mid-body: take back what it wrote, as if it had
+        never arrived.
+        """
+        session, self.session = self.session, None
+        if session is None:
+            return
+        try:
+            session.rollback()
+        except OSError:
+            self._remove(session)
+            return
+        if self.ephemeral:
+            self._remove(session)
 
     def finish(self) -> UploadSession:
         """
-        The body is complete: flush it and return the session, or raise the error the
-        request was refused with.
+        The body is complete: flush it and hand over the session, or raise the error the
+        request was refused with (a 5xx if the disk refused the bytes).
         """
         if self.error is not None:
-            self._release(discard=self.ephemeral)
+            self._release()
             raise self.error
-        assert self.session is not None
         session = self.session
+        assert session is not None
         try:
             session.closeWriter()
         except OSError as e:
-            self._release(discard=True)
-            raise storageError(e) from e
+            self._failed(e)
+            assert self.error is not None
+            raise self.error from e
+        self.session = None
+        if self._uploads is not None:
+            self._uploads.touch(session)
         return session
 
-    def _release(self, discard: bool) -> None:
-        session = self.session
+    def _failed(self, error: OSError) -> None:
+        """
+        The disk refused this request's bytes: answer a 5xx, and roll the session back to
+        its state before the request (removing it if even that fails, or if it was only
+        for this request).
+        """
+        session, self.session = self.session, None
+        self.error = storageError(error)
+        if session is None:
+            return
+        log.error(
+            "writing to upload session {session} failed: {error}",
+            session=session.id,
+            error=str(error),
+        )
+        try:
+            session.rollback()
+        except OSError as e:
+            log.error(
+                "could not roll back upload session {session}, removing it: {error}",
+                session=session.id,
+                error=str(e),
+            )
+            self._remove(session)
+            return
+        if self.ephemeral:
+            self._remove(session)
+
+    def _release(self) -> None:
+        session, self.session = self.session, None
         if session is None:
             return
         try:
             session.closeWriter()
-        except OSError:
-            discard = True
-        if discard and self._uploads is not None and self.ephemeral:
+        except OSError as e:
+            self.session = session
+            self._failed(e)
+            return
+        if self.ephemeral:
+            self._remove(session)
+        elif self._uploads is not None:
+            self._uploads.touch(session)
+
+    def _remove(self, session: UploadSession) -> None:
+        if self._uploads is not None:
             self._uploads.remove(session)
 
 
 def parseContentRange(value: bytes) -> tuple[int, int] | None:
     """
     The inclusive C{(first, last)} of a C{Content-Range} of an upload chunk, or C{None} if
-    it is malformed.
+    it is malformed (including a complete length, after the slash, too small to hold it).
     """
     match = _CONTENT_RANGE.match(value.decode("latin-1").strip())
     if match is None:
         return None
-    return int(match.group(1)), int(match.group(2))
+    first, last, total = match.groups()
+    if total not in (None, "*") and int(total) <= int(last):
+        return None
+    return int(first), int(last)
 
 
 def uploadSinkFor(
@@ -194,7 +263,10 @@ def uploadSinkFor(
             Digest.parse(query["digest"][0])
         except RegistryError as e:
             return UploadSink(None, e)
-        session = uploads.create(name)
+        try:
+            session = uploads.create(name)
+        except StorageError as e:
+            return UploadSink(None, storageError(e))
         sink = UploadSink(session, ephemeral=True, uploads=uploads)
         _open(sink)
         return sink
@@ -207,7 +279,12 @@ def uploadSinkFor(
         if not isSessionID(sessionID):
             raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"session": sessionID[:100]})
         session = uploads.get(name, sessionID)
-        if method == b"PUT" and "digest" in query:
+        if method == b"PUT":
+            # Refuse a closing PUT that cannot complete before its body joins the upload.
+            if "digest" not in query:
+                raise RegistryError(
+                    DIGEST_INVALID, "the closing PUT needs a digest query parameter"
+                )
             Digest.parse(query["digest"][0])
         if session.busy:
             raise outOfOrder(session, {"reason": "another request is writing this session"})
@@ -240,9 +317,21 @@ def uploadSinkFor(
 
 
 def _open(sink: UploadSink) -> None:
-    assert sink.session is not None
+    """
+    Open the sink's session for writing; if the disk refuses, the request is answered
+    with a 5xx (and a session made for this request alone goes away).
+    """
+    session = sink.session
+    assert session is not None
     try:
-        sink.session.openWriter()
+        session.openWriter()
     except OSError as e:
+        log.error(
+            "could not open upload session {session}: {error}",
+            session=session.id,
+            error=str(e),
+        )
         sink.error = storageError(e)
         sink.session = None
+        if sink.ephemeral:
+            sink._remove(session)

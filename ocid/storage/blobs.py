@@ -7,11 +7,13 @@ Layout: C{<root>/<algorithm>/<first two hex digits>/<hex>}.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import attrs
 
 from ocid.digest import Digest
+from ocid.errors import StorageError
 from ocid.storage.durable import fsyncDirectory, makeDirectories
 
 
@@ -67,16 +69,26 @@ class BlobStore:
     def write(self, digest: Digest, data: bytes) -> None:
         """
         Store C{data} (whose digest the caller has computed) durably as blob C{digest}.
-        Blocking: call it in a thread.
+        Concurrent writers of the same blob each write a temporary file of their own; the
+        last rename wins, with the same bytes.  Blocking: call it in a thread.
+
+        @raise StorageError: if the disk refused the write; no temporary file is left.
         """
         target = self.path(digest)
         if target.exists():
             return
-        makeDirectories(target.parent, self.root)
-        temporary = target.with_name(f".{target.name}.tmp")
-        with open(temporary, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, target)
-        fsyncDirectory(target.parent)
+        try:
+            makeDirectories(target.parent, self.root)
+            temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            try:
+                with open(temporary, "xb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(temporary, target)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
+            fsyncDirectory(target.parent)
+        except OSError as e:
+            raise StorageError(f"could not store blob {digest}: {e}") from e

@@ -2,15 +2,19 @@
 Blob upload sessions: one directory per session under C{<data>/uploads}, holding the bytes
 received so far (C{data}) and what the session is for (C{info}).  Sessions survive a
 restart: their size is the size of their data file, and their hash is recomputed from it
-when they complete.
+when they complete.  A session untouched for the expiry time is removed by
+L{UploadStore.expire}; after a restart its age comes from its data file's modification time.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,7 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ocid.digest import ALGORITHMS, Digest, Hasher, newHasher
-from ocid.errors import BLOB_UPLOAD_UNKNOWN, RegistryError
+from ocid.errors import BLOB_UPLOAD_UNKNOWN, RegistryError, StorageError
 
 log = Logger()
 
@@ -29,10 +33,22 @@ _SESSION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9
 WRITE_BUFFER = 1024 * 1024
 
 
+def appendFile(path: Path) -> BinaryIO:
+    """
+    Open C{path} for appending with a large write buffer: how a session opens its data
+    file unless a test injects another opener.
+    """
+    return open(path, "ab", buffering=WRITE_BUFFER)
+
+
 @attrs.define(eq=False)
 class UploadSession:
     """
     One blob upload in progress.
+
+    A request writing to the session opens its writer, which marks the session's state
+    (size and hash); if the disk then refuses a write, L{rollback} truncates the data file
+    back to that mark, so the session never claims bytes that are not on disk.
 
     @ivar id: the session's UUID, the last segment of its upload URL.
     @ivar repository: the repository it uploads into.
@@ -41,8 +57,9 @@ class UploadSession:
     @ivar size: how many bytes it holds.
     @ivar hasher: the incremental hash of those bytes, or C{None} when it must be
         recomputed from the file (after a restart).
-    @ivar writer: the open data file while a request is writing to it.
     @ivar touched: when it last received bytes or was created (reactor time).
+    @ivar writer: the open data file while a request is writing to it.
+    @ivar opener: opens the data file for appending.
     """
 
     id: str
@@ -53,6 +70,8 @@ class UploadSession:
     hasher: Hasher | None
     touched: float
     writer: BinaryIO | None = None
+    opener: Callable[[Path], BinaryIO] = appendFile
+    _mark: tuple[int, Hasher | None] | None = None
 
     @property
     def dataPath(self) -> Path:
@@ -70,10 +89,11 @@ class UploadSession:
 
     def openWriter(self) -> None:
         """
-        Open the data file for appending.
+        Open the data file for appending, and mark the current state for L{rollback}.
         """
         assert self.writer is None
-        self.writer = open(self.dataPath, "ab", buffering=WRITE_BUFFER)
+        self.writer = self.opener(self.dataPath)
+        self._mark = (self.size, None if self.hasher is None else self.hasher.copy())
 
     def write(self, data: bytes) -> None:
         """
@@ -87,11 +107,39 @@ class UploadSession:
 
     def closeWriter(self) -> None:
         """
-        Flush and close the data file.
+        Flush and close the data file.  If the flush fails the file is closed anyway and
+        the error raised; call L{rollback} then (the mark is kept for it).
         """
-        if self.writer is not None:
-            writer, self.writer = self.writer, None
+        writer, self.writer = self.writer, None
+        if writer is None:
+            return
+        try:
             writer.close()
+        except BaseException:
+            # A failed flush may leave a buffered file open; drop the buffer.
+            _closeQuietly(writer)
+            raise
+        self._mark = None
+
+    def rollback(self) -> None:
+        """
+        Forget everything written since L{openWriter}: close the writer without caring
+        whether its buffer reaches the disk, truncate the data file back to the marked
+        size and restore the hash.
+
+        @raise OSError: if the file could not be truncated; its content is then unknown
+            and the session should be removed.
+        """
+        mark, self._mark = self._mark, None
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            _closeQuietly(writer)
+        if mark is None:
+            return
+        size, hasher = mark
+        os.truncate(self.dataPath, size)
+        self.size = size
+        self.hasher = hasher
 
     def digestIn(self, algorithm: str) -> Digest | None:
         """
@@ -100,6 +148,23 @@ class UploadSession:
         if self.hasher is not None and self.algorithm == algorithm:
             return Digest(algorithm, self.hasher.hexdigest())
         return None
+
+
+def _closeQuietly(f: BinaryIO) -> None:
+    """
+    Close C{f}, discarding whatever of its write buffer cannot be written.
+    """
+    try:
+        f.close()
+    except OSError:
+        pass
+    if not f.closed:
+        raw = getattr(f, "raw", None)
+        if raw is not None:
+            try:
+                raw.close()
+            except OSError:
+                pass
 
 
 def hashFile(path: Path, algorithm: str, chunkSize: int = 4 * 1024 * 1024) -> Digest:
@@ -122,40 +187,56 @@ def hashFile(path: Path, algorithm: str, chunkSize: int = 4 * 1024 * 1024) -> Di
 class UploadStore:
     """
     Every upload session, in memory and under C{root} on disk.
+
+    @ivar opener: how sessions open their data files for appending (tests inject failing
+        files here).
+    @ivar wallClock: the wall-clock time, to age the sessions an earlier run left by
+        their files' modification times.
     """
 
     root: Path
     _clock: IReactorTime
     _sessions: dict[str, UploadSession] = attrs.field(factory=dict)
+    opener: Callable[[Path], BinaryIO] = appendFile
+    wallClock: Callable[[], float] = time.time
 
     def load(self) -> None:
         """
-        Find the sessions left on disk by an earlier run.
+        Find the sessions left on disk by an earlier run.  Each keeps the age it had: its
+        last activity is when its data file was last modified, so a restart does not give
+        abandoned sessions a new lease of life.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         now = self._clock.seconds()
+        wallNow = self.wallClock()
         for directory in self.root.iterdir():
+            if _SESSION_ID.match(directory.name) is None or not directory.is_dir():
+                log.warn(
+                    "removing unexpected entry {path} from the upload directory",
+                    path=str(directory),
+                )
+                _removePath(directory)
+                continue
             try:
                 info = json.loads((directory / "info").read_text())
-                size = (directory / "data").stat().st_size
+                stat = (directory / "data").stat()
+                age = max(0.0, wallNow - stat.st_mtime)
                 session = UploadSession(
                     id=directory.name,
                     repository=info["repository"],
                     directory=directory,
                     algorithm=info["algorithm"],
-                    size=size,
+                    size=stat.st_size,
                     hasher=None,
-                    touched=now,
+                    touched=now - age,
+                    opener=self.opener,
                 )
             except (OSError, ValueError, KeyError, TypeError):
                 log.warn(
                     "removing unreadable upload session {directory}",
                     directory=str(directory),
                 )
-                shutil.rmtree(directory, ignore_errors=True)
-                continue
-            if _SESSION_ID.match(session.id) is None:
-                shutil.rmtree(directory, ignore_errors=True)
+                _removePath(directory)
                 continue
             self._sessions[session.id] = session
         log.info("found {count} upload sessions in progress", count=len(self._sessions))
@@ -163,16 +244,23 @@ class UploadStore:
     def create(self, repository: str, algorithm: str = "sha256") -> UploadSession:
         """
         Start a new session for C{repository}, hashing with C{algorithm}.
+
+        @raise StorageError: if the disk refused to create its files (nothing is left
+            behind then).
         """
         if algorithm not in ALGORITHMS:
             raise ValueError(algorithm)
         sessionID = str(uuid.uuid4())
         directory = self.root / sessionID
-        directory.mkdir()
-        (directory / "data").touch()
-        (directory / "info").write_text(
-            json.dumps({"repository": repository, "algorithm": algorithm})
-        )
+        try:
+            directory.mkdir()
+            (directory / "data").touch()
+            (directory / "info").write_text(
+                json.dumps({"repository": repository, "algorithm": algorithm})
+            )
+        except OSError as e:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise StorageError(f"could not create an upload session: {e}") from e
         session = UploadSession(
             id=sessionID,
             repository=repository,
@@ -181,9 +269,16 @@ class UploadStore:
             size=0,
             hasher=newHasher(algorithm),
             touched=self._clock.seconds(),
+            opener=self.opener,
         )
         self._sessions[sessionID] = session
         return session
+
+    def touch(self, session: UploadSession) -> None:
+        """
+        Note that C{session} was just active (it received bytes), for L{expire}.
+        """
+        session.touched = self._clock.seconds()
 
     def get(self, repository: str, sessionID: str) -> UploadSession:
         """
@@ -200,7 +295,10 @@ class UploadStore:
         """
         Forget C{session} and delete its files.
         """
-        session.closeWriter()
+        try:
+            session.closeWriter()
+        except OSError:
+            pass
         self._sessions.pop(session.id, None)
         shutil.rmtree(session.directory, ignore_errors=True)
 
@@ -240,4 +338,14 @@ def isSessionID(text: str) -> bool:
     return _SESSION_ID.match(text) is not None
 
 
-
+def _removePath(path: Path) -> None:
+    """
+    Remove C{path}, a directory tree or a file, ignoring errors.
+    """
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except OSError:
+            pass
