@@ -98,7 +98,7 @@ def test_tacFromEnvironment(tmp_path: Path) -> None:
                     raise
                 time.sleep(0.05)
         assert status == 200
-        assert (data / "journal" / "log").exists()
+        assert (data / "journal" / "log.0").exists()
     finally:
         process.terminate()
         process.wait(30)

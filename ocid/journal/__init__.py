@@ -1,16 +1,19 @@
 """
 The journal: an append-only log of framed, checksummed transactions that records every
-change to repository state (blob links, manifests, tags, deletions) and is replayed into the
-in-memory index at startup.
+change to repository state (blob links, manifests, tags, deletions), replayed into the
+in-memory index at startup and compacted into snapshots as it grows.
 """
 
-from ocid.journal.log import CorruptJournal, Journal
+from ocid.journal.journal import DEFAULT_COMPACT_AFTER, Journal
+from ocid.journal.log import CorruptJournal
 from ocid.journal.records import (
     DeleteManifest,
     DeleteTag,
     LinkBlob,
+    LinkBlobs,
     PutManifest,
     Record,
+    TagAll,
     TagManifest,
     UnlinkBlob,
     decodeTransaction,
@@ -18,13 +21,16 @@ from ocid.journal.records import (
 )
 
 __all__ = [
+    "DEFAULT_COMPACT_AFTER",
     "CorruptJournal",
     "DeleteManifest",
     "DeleteTag",
     "Journal",
     "LinkBlob",
+    "LinkBlobs",
     "PutManifest",
     "Record",
+    "TagAll",
     "TagManifest",
     "UnlinkBlob",
     "decodeTransaction",

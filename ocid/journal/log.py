@@ -1,104 +1,101 @@
 """
-The journal file: framed, checksummed transactions appended and fsynced before a change is
-acknowledged, with group commit, and replayed at startup.
+Framed, checksummed files: the journal's logs and snapshots.
 
-File format (version 1)::
+Format (version 1)::
 
-    header:  b"OCIDJNL1"
+    header:  8 magic bytes (b"OCIDJNL1" for a log, b"OCIDSNP1" for a snapshot)
     frame:   length (uint32, big-endian) | crc32 of payload (uint32, big-endian) | payload
 
-Each payload is one transaction (see L{ocid.journal.records}).  A frame that runs past the
-end of the file, or a bad frame followed by nothing but zero bytes, is a torn tail left by a
-crash mid-append: it is logged and cut off.  A bad frame followed by good data is corruption
-in the middle; opening stops with L{CorruptJournal} naming the offset.
+A log frame's payload is one transaction, or the group of transactions that one group
+commit wrote (see L{ocid.journal.records.decodeFrame}); each is a JSON array, so every
+payload starts with C{[}.
+
+Reading a log, a frame that runs past the end of the file, or a damaged frame followed by
+nothing intact (zero bytes, garbage, a partial frame), is a torn tail left by a crash
+during an append that was never acknowledged: the caller logs it and cuts it off.  A
+damaged frame followed by an intact one is corruption in the middle: L{CorruptJournal}
+names the offset and how to repair.  (Each group commit is one frame, written only after
+the previous one was fsynced, so after a power failure only the last frame can be torn.)
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorThreads
-from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 
-from ocid.errors import StorageError
-from ocid.journal.records import Record, UnknownRecord, decodeTransaction, encodeTransaction
-from ocid.storage.durable import fsyncDirectory
+from ocid.storage.durable import DurableDirectory
 
-MAGIC = b"OCIDJNL1"
-_FRAME = struct.Struct(">II")
-#: No transaction is anywhere near this large; a length above it marks a damaged frame.
+LOG_MAGIC = b"OCIDJNL1"
+SNAPSHOT_MAGIC = b"OCIDSNP1"
+#: The old name of L{LOG_MAGIC}.
+MAGIC = LOG_MAGIC
+HEADER_SIZE = len(LOG_MAGIC)
+FRAME = struct.Struct(">II")
+#: No frame is anywhere near this large; a length above it marks a damaged frame.
 MAX_FRAME = 64 * 1024 * 1024
-
-log = Logger()
+#: How much damaged tail is searched for intact frames before calling it corruption.
+MAX_TORN_TAIL = 16 * 1024 * 1024
 
 
 class CorruptJournal(Exception):
     """
-    The journal is damaged before its tail; starting would silently lose state.
+    A journal file is damaged where a crash cannot explain it; starting would silently
+    lose state, so the registry does not start.
+
+    @ivar path: the damaged file.
+    @ivar offset: where the damage starts, in bytes from the start of the file.
+    @ivar reason: what is wrong there.
+    @ivar repair: what the operator can do about it.
     """
 
-    def __init__(self, path: Path, offset: int, reason: str) -> None:
+    def __init__(self, path: Path, offset: int, reason: str, repair: str | None = None) -> None:
         self.path = path
         self.offset = offset
         self.reason = reason
+        if repair is None:
+            repair = truncateAdvice(path, offset)
+        self.repair = repair
         super().__init__(
-            f"journal {path} is corrupt at byte offset {offset}: {reason}. "
-            f"Nothing was changed. To start anyway, keep a copy of the file and truncate it "
-            f"to {offset} bytes (losing the changes recorded after that point), for example "
-            f"`cp {path} {path}.bak && truncate -s {offset} {path}`."
+            f"journal file {path} is corrupt at byte offset {offset}: {reason}. "
+            f"Nothing was changed. {repair}"
         )
 
 
-@attrs.frozen
-class ReplayResult:
+def truncateAdvice(path: Path, offset: int) -> str:
     """
-    What reading a journal found.
-
-    @ivar transactions: every intact transaction, in order.
-    @ivar validLength: the offset just past the last intact frame.
-    @ivar tornBytes: how many bytes of torn tail followed it (0 for a clean journal).
+    How to start anyway from a file damaged at C{offset}.
     """
+    return (
+        f"To start anyway, keep a copy of the file and truncate it to {offset} bytes "
+        f"(losing the changes recorded from that point on), for example "
+        f"`cp {path} {path}.bak && truncate -s {offset} {path}`."
+    )
 
-    transactions: list[list[Record]]
-    validLength: int
-    tornBytes: int
 
-
-def _frames(data: bytes, path: Path) -> Iterator[tuple[int, bytes]]:
+def frame(payload: bytes) -> bytes:
     """
-    Yield C{(offset, payload)} of each intact frame; stop at a torn tail; raise
-    L{CorruptJournal} for damage followed by more data.
+    Frame C{payload} (never empty) for a journal file.
     """
-    offset = len(MAGIC)
-    end = len(data)
-    while offset < end:
-        payload, reason = _frameAt(data, offset)
-        if payload is None:
-            if _intactFrameAfter(data, offset):
-                raise CorruptJournal(path, offset, reason)
-            # Nothing intact follows the damage: the torn tail of an unacknowledged append.
-            return
-        yield offset, payload
-        offset += _FRAME.size + len(payload)
+    return FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def _frameAt(data: bytes, offset: int) -> tuple[bytes | None, str]:
+def _frameAt(data: bytes | mmap.mmap, offset: int) -> tuple[bytes | None, str]:
     """
     The payload of the intact frame at C{offset}, or C{None} and what is wrong with it.
     """
-    if len(data) - offset < _FRAME.size:
+    if len(data) - offset < FRAME.size:
         return None, "incomplete frame header"
-    length, checksum = _FRAME.unpack_from(data, offset)
-    start = offset + _FRAME.size
+    length, checksum = FRAME.unpack_from(data, offset)
+    start = offset + FRAME.size
+    if length == 0:
+        return None, "empty frame (zero bytes?)"
     if length > MAX_FRAME:
         return None, f"frame length {length} is too large"
     if start + length > len(data):
@@ -109,225 +106,177 @@ def _frameAt(data: bytes, offset: int) -> tuple[bytes | None, str]:
     return payload, ""
 
 
-#: How much damaged tail we search for intact frames before calling it corruption.
-MAX_TORN_TAIL = 16 * 1024 * 1024
-
-
-def _intactFrameAfter(data: bytes, offset: int) -> bool:
+def _intactFrameAfter(data: bytes | mmap.mmap, offset: int) -> bool:
     """
-    Whether any intact, non-empty frame starts after the damaged one at C{offset}.  A torn
-    tail has none; corruption in the middle of the journal does.  A damaged region too
-    large to search is treated as corruption, so nothing is ever dropped silently.
+    Whether an intact frame starts anywhere after the damaged one at C{offset}.  A torn
+    tail has none; corruption in the middle of a log does.  A damaged region too large to
+    search (but not all zeros, say) is treated as corruption, so nothing is ever dropped
+    silently.
+
+    Every payload starts with C{[}, so only the positions 8 bytes before one are tried.
     """
-    if len(data) - offset > MAX_TORN_TAIL:
+    position = data.find(b"[", offset + 1 + FRAME.size)
+    if position != -1 and len(data) - offset > MAX_TORN_TAIL:
         return True
-    for candidate in range(offset + 1, len(data) - _FRAME.size + 1):
-        payload, _ = _frameAt(data, candidate)
+    while position != -1:
+        payload, _ = _frameAt(data, position - FRAME.size)
         if payload:
             return True
+        position = data.find(b"[", position + 1)
     return False
 
 
-def readJournal(path: Path) -> ReplayResult:
-    """
-    Read and decode every intact transaction of the journal at C{path}.
-    """
-    data = path.read_bytes()
-    if not data.startswith(MAGIC):
-        if MAGIC.startswith(data):
-            # Torn while being created.
-            return ReplayResult([], 0, len(data))
-        raise CorruptJournal(path, 0, "not an ocid journal (bad header)")
-    transactions = []
-    validLength = len(MAGIC)
-    for offset, payload in _frames(data, path):
-        try:
-            transactions.append(decodeTransaction(payload))
-        except (UnknownRecord, ValueError) as e:
-            raise CorruptJournal(path, offset, f"undecodable transaction: {e}") from e
-        validLength = offset + _FRAME.size + len(payload)
-    return ReplayResult(transactions, validLength, len(data) - validLength)
-
-
-def frame(payload: bytes) -> bytes:
-    """
-    Frame C{payload} for the journal file.
-    """
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
-
-
 @attrs.define
-class Journal:
+class FramedFile:
     """
-    An open journal, appending transactions with group commit: every transaction appended
-    while an fsync is in progress is written and fsynced together in the next one, and each
-    caller's L{Deferred} fires only once its transaction is on disk.
+    The frames of one log or snapshot file, read through a memory map.
 
-    File writes and fsyncs run in C{threadpool}, never on the reactor thread.
+    Iterate L{frames}; then L{validLength} is the offset just past the last intact frame
+    and L{tornReason} says what was wrong with what followed (C{None} if nothing did).
+
+    @ivar tornTail: whether damage followed by nothing intact is a torn tail (the last
+        log) rather than corruption (a log with another after it, or a snapshot).
     """
 
     path: Path
-    _reactor: IReactorThreads
-    _threadpool: ThreadPool
+    magic: bytes
+    tornTail: bool
+    #: Makes the exception for damage: C{(path, offset, reason)}.
+    corrupt: Callable[[Path, int, str], CorruptJournal] = CorruptJournal
+    validLength: int = 0
+    size: int = 0
+    tornReason: str | None = None
+
+    def frames(self) -> Iterator[tuple[int, bytes]]:
+        """
+        Yield C{(offset, payload)} for each intact frame.
+
+        @raise CorruptJournal: for a bad header, or damage that is not a torn tail.
+        """
+        with open(self.path, "rb") as f:
+            self.size = size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                data: bytes | mmap.mmap = b""
+            else:
+                data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                yield from self._frames(data)
+            finally:
+                if isinstance(data, mmap.mmap):
+                    data.close()
+
+    def _frames(self, data: bytes | mmap.mmap) -> Iterator[tuple[int, bytes]]:
+        header = data[:HEADER_SIZE]
+        if header != self.magic:
+            if self.tornTail and self.magic.startswith(header):
+                # Torn while being created.
+                self.tornReason = "incomplete file header"
+                return
+            raise self.corrupt(
+                self.path, 0, f"not a journal file (its header is not {self.magic!r})"
+            )
+        offset = self.validLength = HEADER_SIZE
+        end = len(data)
+        unpack = FRAME.unpack_from
+        crc32 = zlib.crc32
+        while offset < end:
+            # The common case inline; _frameAt explains any damage.
+            if end - offset >= FRAME.size:
+                length, checksum = unpack(data, offset)
+                start = offset + FRAME.size
+                stop = start + length
+                if stop <= end and 0 < length <= MAX_FRAME:
+                    payload = data[start:stop]
+                    if crc32(payload) == checksum:
+                        yield offset, payload
+                        offset = self.validLength = stop
+                        continue
+            _, reason = _frameAt(data, offset)
+            if not self.tornTail:
+                raise self.corrupt(self.path, offset, reason)
+            if _intactFrameAfter(data, offset):
+                raise self.corrupt(self.path, offset, f"{reason}, followed by intact frames")
+            self.tornReason = reason
+            return
+
+
+@attrs.define
+class LogFile:
+    """
+    A log open for appending.  Its methods block: call them from one thread at a time.
+
+    @ivar size: the length of the log's intact content, where the next frame goes.
+    @ivar fsync: called in place of C{os.fsync} (a test hook).
+    """
+
+    path: Path
     _file: BinaryIO
-    _size: int
-    _pending: list[tuple[bytes, Deferred[None]]] = attrs.field(factory=list)
-    _writing: bool = False
-    _broken: Exception | None = None
-    _idle: list[Deferred[None]] = attrs.field(factory=list)
-    #: Test hook: called in the writer thread in place of C{os.fsync}.
-    _fsync: Callable[[int], None] = os.fsync
+    size: int
+    fsync: Callable[[int], None] = os.fsync
 
     @classmethod
-    def open(
-        cls, path: Path, reactor: Any, threadpool: ThreadPool | None = None
-    ) -> tuple[Journal, list[list[Record]]]:
+    def create(cls, directory: DurableDirectory, name: str) -> LogFile:
         """
-        Open (creating if needed) the journal at C{path}, cutting off any torn tail, and
-        return it with every transaction recorded in it.
+        Create the empty log C{name} in C{directory} durably (replacing any file there).
+        """
+        directory.writeAtomically(name, [LOG_MAGIC])
+        return cls.open(directory.path / name, HEADER_SIZE)
 
-        @raise CorruptJournal: if it is damaged anywhere but at its tail.
+    @classmethod
+    def open(cls, path: Path, size: int) -> LogFile:
         """
-        if threadpool is None:
-            threadpool = reactor.getThreadPool()
-        if not path.exists() or path.stat().st_size < len(MAGIC):
-            fresh = path.with_name(path.name + ".new")
-            with open(fresh, "wb") as f:
-                f.write(MAGIC)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(fresh, path)
-            fsyncDirectory(path.parent)
-            result = ReplayResult([], len(MAGIC), 0)
-        else:
-            result = readJournal(path)
-        if result.tornBytes:
-            log.warn(
-                "journal {path} had a torn tail of {torn} bytes after offset {offset} "
-                "(a crash during a write that was never acknowledged); cutting it off",
-                path=str(path),
-                torn=result.tornBytes,
-                offset=result.validLength,
-            )
-            with open(path, "r+b") as f:
-                f.truncate(result.validLength)
-                f.flush()
-                os.fsync(f.fileno())
+        Open the log at C{path}, whose intact content is C{size} bytes long, for appending.
+        """
         f = open(path, "ab", buffering=0)
-        journal = cls(path, reactor, threadpool, f, result.validLength)
-        log.info(
-            "journal {path} replayed: {count} transactions, {size} bytes",
-            path=str(path),
-            count=len(result.transactions),
-            size=result.validLength,
-        )
-        return journal, result.transactions
+        return cls(path, f, size)
 
-    def append(self, records: list[Record]) -> Deferred[None]:
+    def write(self, data: bytes) -> None:
         """
-        Append one transaction; the result fires once it is durable, or fails with
-        L{StorageError} if the disk refused it (and then nothing of it is in the journal).
+        Append C{data} and fsync it.
+
+        @raise OSError: if the write failed; the log is cut back to where it was, so the
+            next write does not follow a torn frame.
+        @raise UnrecoverableWrite: if the fsync failed, or cutting back did: what is on
+            disk is unknown, so no further write can be promised durable.
         """
-        if self._broken is not None:
-            return _failed(StorageError(f"journal is unwritable: {self._broken}"))
-        d: Deferred[None] = Deferred()
-        self._pending.append((frame(encodeTransaction(records)), d))
-        if not self._writing:
-            self._writeBatch()
-        return d
-
-    def _writeBatch(self) -> None:
-        batch, self._pending = self._pending, []
-        self._writing = True
-        data = b"".join(chunk for chunk, _ in batch)
-        start = self._size
-
-        def write() -> None:
-            fd = self._file.fileno()
+        fd = self._file.fileno()
+        start = self.size
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError:
             try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-            except OSError:
-                # Take back whatever part of the batch reached the file (ENOSPC, say), so
-                # the next batch does not follow a torn frame; later appends may succeed.
-                try:
-                    os.ftruncate(fd, start)
-                except OSError as e:
-                    raise _Unrecoverable(e) from e
-                raise
-            try:
-                self._fsync(fd)
+                os.ftruncate(fd, start)
             except OSError as e:
-                # After a failed fsync the kernel may have dropped the dirty pages: what is
-                # on disk is unknown, so no further append can be promised durable.
-                try:
-                    os.ftruncate(fd, start)
-                except OSError:
-                    pass
-                raise _Unrecoverable(e) from e
+                raise UnrecoverableWrite(e) from e
+            raise
+        try:
+            self.fsync(fd)
+        except OSError as e:
+            # After a failed fsync the kernel may have dropped the dirty pages.
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass
+            raise UnrecoverableWrite(e) from e
+        self.size = start + len(data)
 
-        def written(_: None) -> None:
-            self._size = start + len(data)
-            for _chunk, d in batch:
-                d.callback(None)
-
-        def failed(failure: Any) -> None:
-            error = failure.value
-            log.failure(
-                "journal append of {count} transactions failed", failure, count=len(batch)
-            )
-            if isinstance(error, _Unrecoverable):
-                self._broken = error.error
-            for _chunk, d in batch:
-                d.errback(StorageError(f"journal write failed: {error}"))
-
-        def next(_: None) -> None:
-            self._writing = False
-            if self._pending:
-                self._writeBatch()
-            else:
-                idle, self._idle = self._idle, []
-                for d in idle:
-                    d.callback(None)
-
-        wd = deferToThreadPool(self._reactor, self._threadpool, write)
-        wd.addCallbacks(written, failed)
-        wd.addCallback(next)
-
-    def whenIdle(self) -> Deferred[None]:
+    def close(self) -> None:
         """
-        Fire once every transaction appended so far is written.
+        Close the file.
         """
-        if not self._writing:
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._idle.append(d)
-        return d
-
-    def close(self) -> Deferred[None]:
-        """
-        Wait for pending appends, then close the file.
-        """
-
-        def close(_: None) -> None:
-            self._file.close()
-
-        return self.whenIdle().addCallback(close)
+        self._file.close()
 
 
-class _Unrecoverable(Exception):
+class UnrecoverableWrite(Exception):
     """
-    A journal write failed in a way that leaves the file's durable state unknown.
+    A log write failed in a way that leaves the file's durable state unknown.
+
+    @ivar error: the L{OSError} behind it.
     """
 
     def __init__(self, error: OSError) -> None:
         self.error = error
         super().__init__(str(error))
-
-
-def _failed(error: Exception) -> Deferred[None]:
-    d: Deferred[None] = Deferred()
-    d.errback(error)
-    return d
