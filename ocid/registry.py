@@ -33,6 +33,7 @@ from ocid.errors import (
 )
 from ocid.index import ManifestEntry, RegistryIndex, Repository
 from ocid.journal import (
+    DEFAULT_COMPACT_AFTER,
     DeleteManifest,
     DeleteTag,
     Journal,
@@ -45,7 +46,7 @@ from ocid.journal import (
 from ocid.manifest import MAX_MANIFEST_SIZE, parseManifest
 from ocid.reference import validateTag
 from ocid.storage.blobs import BlobStore
-from ocid.storage.uploads import UploadSession, UploadStore, hashFile
+from ocid.storage.uploads import UploadSession, UploadStore, hashFile, syncAndClose
 
 log = Logger()
 
@@ -95,6 +96,7 @@ class Registry:
     dataPath: Path
     _reactor: Any
     _threadpool: ThreadPool | None = None
+    journalCompactAfter: int = DEFAULT_COMPACT_AFTER
     blobs: BlobStore = attrs.field(init=False)
     uploads: UploadStore = attrs.field(init=False)
     index: RegistryIndex = attrs.field(init=False, factory=RegistryIndex)
@@ -114,11 +116,14 @@ class Registry:
             directory.mkdir(parents=True, exist_ok=True)
         if self._threadpool is None:
             self._threadpool = self._reactor.getThreadPool()
-        self.journal, transactions = Journal.open(
-            self.dataPath / "journal" / "log", self._reactor, self._threadpool
+        self.journal = Journal.open(
+            self.dataPath / "journal",
+            self.index,
+            self._reactor,
+            self._threadpool,
+            self.journalCompactAfter,
         )
-        for transaction in transactions:
-            self.index.apply(transaction)
+        self.uploads.backgroundSync = lambda fd: self._inThread(syncAndClose, fd)
         self.uploads.load()
         log.info(
             "registry at {path} opened: {repositories} repositories",
@@ -141,11 +146,10 @@ class Registry:
 
     async def _record(self, records: list[Record]) -> None:
         """
-        Append one transaction and, once it is durable, apply it to the index.
+        Append one transaction; once it is durable, the journal applies it to the index.
         """
         assert self.journal is not None
         await self.journal.append(records)
-        self.index.apply(records)
 
     # Reads.
 

@@ -20,6 +20,8 @@ from ocid.manifest import MAX_MANIFEST_SIZE
 from ocid.storage.uploads import UploadStore
 
 #: The largest non-upload request body we buffer (a manifest, with room for the 413 test).
+#: How much of an upload body is read from the socket at a time.
+UPLOAD_READ_SIZE = 1024 * 1024
 MAX_BUFFERED_BODY = MAX_MANIFEST_SIZE + 1
 #: Seconds a client has to send a request's line and headers, from their first byte.
 DEFAULT_HEADER_TIMEOUT = 30.0
@@ -79,8 +81,26 @@ class StreamingRequest(server.Request):
             )
         if sink is not None:
             self.content = sink
+            self._readLarger()
         else:
             self.content = _CappedBuffer(MAX_BUFFERED_BODY, length)
+
+    def _readLarger(self) -> None:
+        """
+        Read an upload body from the socket in large pieces: fewer, larger writes and hash
+        updates.  The transport's C{bufferSize} is both its read size and the write
+        buffer level at which it pauses producers, so it is put back before the response.
+        """
+        transport = getattr(self.channel, "transport", None)
+        if transport is not None and hasattr(transport, "bufferSize"):
+            self._savedBufferSize = transport.bufferSize
+            transport.bufferSize = UPLOAD_READ_SIZE
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        saved = getattr(self, "_savedBufferSize", None)
+        if saved is not None:
+            self.channel.transport.bufferSize = saved
+        super().requestReceived(command, path, version)
 
     def connectionLost(self, reason: Failure) -> None:
         content = getattr(self, "content", None)

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ocid.digest import ALGORITHMS, Digest, Hasher, newHasher
 from ocid.errors import BLOB_UPLOAD_UNKNOWN, RegistryError, StorageError
@@ -29,6 +31,8 @@ log = Logger()
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
+#: A session holding this many bytes not yet synced starts writing them to disk.
+BACKGROUND_SYNC_EVERY = 32 * 1024 * 1024
 #: Write buffer of an open session file: few, large writes.
 WRITE_BUFFER = 1024 * 1024
 
@@ -71,7 +75,11 @@ class UploadSession:
     touched: float
     writer: BinaryIO | None = None
     opener: Callable[[Path], BinaryIO] = appendFile
+    backgroundSync: Callable[[int], Deferred[None]] | None = None
     _mark: tuple[int, Hasher | None] | None = None
+    _unsynced: int = 0
+    _syncing: bool = False
+    _syncError: OSError | None = None
 
     @property
     def dataPath(self) -> Path:
@@ -100,10 +108,40 @@ class UploadSession:
         Append C{data} (the writer must be open), hashing it on the way.
         """
         assert self.writer is not None
+        if self._syncError is not None:
+            raise self._syncError
         self.writer.write(data)
         if self.hasher is not None:
             self.hasher.update(data)
         self.size += len(data)
+        self._unsynced += len(data)
+        if self._unsynced >= BACKGROUND_SYNC_EVERY:
+            self._syncInBackground()
+
+    def _syncInBackground(self) -> None:
+        """
+        Start writing what this session holds to disk while more bytes arrive, so that the
+        fsync when it completes has little left to do: the network and the disk work at
+        the same time instead of one after the other.
+        """
+        if self.backgroundSync is None or self._syncing or self.writer is None:
+            return
+        self.writer.flush()
+        self._unsynced = 0
+        self._syncing = True
+        # A descriptor of its own, so that closing the writer cannot pull it away.
+        fd = os.dup(self.writer.fileno())
+
+        def synced(result: object) -> None:
+            self._syncing = False
+            if isinstance(result, Failure):
+                # The kernel reports a writeback error once: keep it for the next write
+                # or the close, which then fail (and roll the session back).
+                self._syncError = result.value
+                log.failure("background sync of upload {session} failed", result,
+                            session=self.id)
+
+        self.backgroundSync(fd).addBoth(synced)
 
     def closeWriter(self) -> None:
         """
@@ -113,6 +151,10 @@ class UploadSession:
         writer, self.writer = self.writer, None
         if writer is None:
             return
+        if self._syncError is not None:
+            error, self._syncError = self._syncError, None
+            _closeQuietly(writer)
+            raise error
         try:
             writer.close()
         except BaseException:
@@ -167,6 +209,16 @@ def _closeQuietly(f: BinaryIO) -> None:
                 pass
 
 
+def syncAndClose(fd: int) -> None:
+    """
+    C{fdatasync} the file descriptor C{fd}, then close it.  Blocking: call it in a thread.
+    """
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 def hashFile(path: Path, algorithm: str, chunkSize: int = 4 * 1024 * 1024) -> Digest:
     """
     The digest of the file at C{path}.  Blocking: call it in a thread.
@@ -192,6 +244,9 @@ class UploadStore:
         files here).
     @ivar wallClock: the wall-clock time, to age the sessions an earlier run left by
         their files' modification times.
+    @ivar backgroundSync: C{fdatasync}s and closes a file descriptor off the reactor
+        thread; sessions use it to write large uploads to disk as they arrive.  Without it,
+        nothing is written to disk before the upload completes.
     """
 
     root: Path
@@ -199,6 +254,7 @@ class UploadStore:
     _sessions: dict[str, UploadSession] = attrs.field(factory=dict)
     opener: Callable[[Path], BinaryIO] = appendFile
     wallClock: Callable[[], float] = time.time
+    backgroundSync: Callable[[int], Deferred[None]] | None = None
 
     def load(self) -> None:
         """
@@ -230,6 +286,7 @@ class UploadStore:
                     hasher=None,
                     touched=now - age,
                     opener=self.opener,
+            backgroundSync=self.backgroundSync,
                 )
             except (OSError, ValueError, KeyError, TypeError):
                 log.warn(
@@ -270,6 +327,7 @@ class UploadStore:
             hasher=newHasher(algorithm),
             touched=self._clock.seconds(),
             opener=self.opener,
+            backgroundSync=self.backgroundSync,
         )
         self._sessions[sessionID] = session
         return session
