@@ -54,6 +54,7 @@ class RegistryService(MultiService):
         idleTimeout: float = DEFAULT_IDLE_TIMEOUT,
         headerTimeout: float = DEFAULT_HEADER_TIMEOUT,
         maxConnections: int | None = None,
+        accessLog: bool = True,
     ) -> None:
         super().__init__()
         self.registry = registry
@@ -63,6 +64,7 @@ class RegistryService(MultiService):
             reactor,
             headerTimeout=headerTimeout,
             maxConnections=maxConnections,
+            accessLog=accessLog,
             timeout=idleTimeout,
         )
         self.site.displayTracebacks = False
@@ -106,6 +108,7 @@ def registryService(
     headerTimeout: float = DEFAULT_HEADER_TIMEOUT,
     maxConnections: int | None = None,
     journalCompactAfter: int = DEFAULT_COMPACT_AFTER,
+    accessLog: bool = True,
 ) -> IService:
     """
     Build a registry serving the data directory C{dataPath} on each endpoint description
@@ -122,6 +125,7 @@ def registryService(
         by default as many as the file descriptor limit allows.
     @param journalCompactAfter: compact the journal into a snapshot once its logs hold
         this many bytes.
+    @param accessLog: whether to log a line for each request.
     """
     if reactor is None:
         from twisted.internet import reactor as globalReactor
@@ -129,7 +133,14 @@ def registryService(
         reactor = globalReactor
     registry = Registry(Path(dataPath), reactor, journalCompactAfter=journalCompactAfter)
     return RegistryService(
-        registry, listen, reactor, uploadExpiry, idleTimeout, headerTimeout, maxConnections
+        registry,
+        listen,
+        reactor,
+        uploadExpiry,
+        idleTimeout,
+        headerTimeout,
+        maxConnections,
+        accessLog,
     )
 
 

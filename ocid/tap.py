@@ -26,6 +26,9 @@ class Options(usage.Options):
         "Run an OCI Distribution registry (plain HTTP, no authentication) serving the "
         "data directory on each --port endpoint."
     )
+    optFlags = [
+        ["no-access-log", None, "Do not log a line for each request."],
+    ]
     optParameters = [
         ["data", "d", "/srv/ocid", "The data directory (blobs, journal, uploads)."],
         [
@@ -104,4 +107,5 @@ def makeService(options: Options) -> IService:
         headerTimeout=options["header-timeout"],
         maxConnections=options["max-connections"],
         journalCompactAfter=options["journal-compact-after"],
+        accessLog=not options["no-access-log"],
     )

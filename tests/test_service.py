@@ -214,3 +214,17 @@ def test_endpointServiceUsesInjectedReactor() -> None:
     assert len(tcp) == 1
     assert tcp[0]._reactor is memory
     assert sys.modules["ocid"].registryService is registryService
+
+
+def test_accessLog(tmp_path: Path) -> None:
+    """
+    Each request is logged by default; C{--no-access-log} turns that off.
+    """
+    for extra, expected in (([], True), (["--no-access-log"], False)):
+        daemon = RegistryDaemon(tmp_path / "data", tmp_path / f"log{len(extra)}", extra)
+        daemon.start()
+        try:
+            _get(f"{daemon.url}/v2/_catalog")
+        finally:
+            daemon.stop()
+        assert ('"GET /v2/_catalog HTTP/1.1" 200' in daemon.log()) is expected

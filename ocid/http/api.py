@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -116,7 +117,23 @@ class RegistryAPI:
         """
         The API as a resource, to serve at the root of a site (the routes begin C{/v2/}).
         """
-        return _APIVersionResource(self.app.resource())
+        return _RegistryRoot(self.app.resource(), self)
+
+    def answerDirectly(self, request: IRequest) -> bytes | None:
+        """
+        Answer a request for one of the hot read routes (manifest pulls, which every
+        C{docker pull} and rollout starts with, and tag lists) without the router: the
+        same handler, called synchronously.  C{None} for any other request, which goes
+        through Klein.
+        """
+        for pattern, handler in _DIRECT_ROUTES:
+            match = pattern.match(request.path)
+            if match is not None:
+                try:
+                    return handler(self, request, *(g.decode() for g in match.groups()))
+                except RegistryError as e:
+                    return errorBody(request, e)
+        return None
 
     # Errors.
 
@@ -499,23 +516,37 @@ class RegistryAPI:
         return self.registry.uploads.get(name, session)
 
 
-class _APIVersionResource(Resource):
+class _RegistryRoot(Resource):
     """
-    Adds C{Docker-Distribution-API-Version} to every answer of the wrapped resource.  It
-    serves as a site's root resource, or as its C{v2} child.
+    The API's resource: adds C{Docker-Distribution-API-Version} to every answer, answers
+    the hot read routes directly (L{RegistryAPI.answerDirectly}) and hands everything
+    else to Klein.  It serves as a site's root resource, or as its C{v2} child.
     """
 
     isLeaf = True
 
-    def __init__(self, wrapped: IResource) -> None:
+    def __init__(self, wrapped: IResource, api: RegistryAPI) -> None:
         super().__init__()
         self._wrapped = wrapped
+        self._api = api
 
     def render(self, request: IRequest) -> Any:
         if request.prepath and request.prepath[-1] == b"v2":
             # Mounted as the "v2" child: the routes want that segment back.
             request.postpath.insert(0, request.prepath.pop())
         request.setHeader(b"Docker-Distribution-API-Version", API_VERSION)
+        if request.method in (b"GET", b"HEAD"):
+            body = self._api.answerDirectly(request)
+            if body is not None:
+                return body
         return self._wrapped.render(request)
+
+
+#: The routes L{RegistryAPI.answerDirectly} answers, for paths with no percent-encoding
+#: (anything else goes through Klein, which decodes it).
+_DIRECT_ROUTES = [
+    (re.compile(rb"^/v2/([^%]+)/manifests/([^/%]+)$"), RegistryAPI.getManifest),
+    (re.compile(rb"^/v2/([^%]+)/tags/list$"), RegistryAPI.tagsList),
+]
 
 

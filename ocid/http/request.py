@@ -5,6 +5,7 @@ every other body; the site's connections are L{ocid.http.channel.RegistryChannel
 
 from __future__ import annotations
 
+import io
 from typing import Any, BinaryIO
 
 from twisted.internet.interfaces import IAddress
@@ -25,6 +26,10 @@ UPLOAD_READ_SIZE = 1024 * 1024
 MAX_BUFFERED_BODY = MAX_MANIFEST_SIZE + 1
 #: Seconds a client has to send a request's line and headers, from their first byte.
 DEFAULT_HEADER_TIMEOUT = 30.0
+
+
+#: The methods whose bodies may be blob uploads.
+_UPLOAD_METHODS = frozenset({b"PATCH", b"PUT", b"POST"})
 
 
 class _CappedBuffer:
@@ -65,15 +70,16 @@ class StreamingRequest(server.Request):
     def gotLength(self, length: int | None) -> None:
         site = getattr(self.channel, "site", None)
         uploads: UploadStore | None = getattr(site, "uploads", None)
+        method = getattr(self.channel, "_command", b"").upper()
         sink = None
-        if uploads is not None:
+        if uploads is not None and method in _UPLOAD_METHODS:
             headers = {
                 name.lower(): values
                 for name, values in self.requestHeaders.getAllRawHeaders()
             }
             sink = uploadSinkFor(
                 uploads,
-                getattr(self.channel, "_command", b"").upper(),
+                method,
                 getattr(self.channel, "_path", b""),
                 headers,
                 length,
@@ -82,6 +88,9 @@ class StreamingRequest(server.Request):
         if sink is not None:
             self.content = sink
             self._readLarger()
+        elif length == 0:
+            # Most requests (every pull) have no body.
+            self.content = io.BytesIO()
         else:
             self.content = _CappedBuffer(MAX_BUFFERED_BODY, length)
 
@@ -144,12 +153,14 @@ class RegistrySite(server.Site):
         reactor: Any,
         headerTimeout: float | None = DEFAULT_HEADER_TIMEOUT,
         maxConnections: int | None = None,
+        accessLog: bool = True,
         **kwargs: Any,
     ) -> None:
         """
         @param maxConnections: how many connections to keep open before closing idle
             ones to make room; by default as many as the file descriptor limit allows
             (L{connectionLimit}).
+        @param accessLog: whether to log a line for each request.
         @param kwargs: more arguments for L{server.Site}, such as the idle C{timeout}.
         """
         super().__init__(
@@ -160,6 +171,11 @@ class RegistrySite(server.Site):
         if maxConnections is None:
             maxConnections = connectionLimit()
         self.connections = OpenConnections(maxConnections)
+        self.accessLog = accessLog
+
+    def log(self, request: server.Request) -> None:
+        if self.accessLog:
+            super().log(request)
 
     def buildProtocol(self, addr: IAddress) -> RegistryChannel:
         channel: RegistryChannel = super().buildProtocol(addr)
