@@ -46,6 +46,7 @@ from ocid.journal import (
 from ocid.manifest import MAX_MANIFEST_SIZE, parseManifest
 from ocid.reference import validateTag
 from ocid.storage.blobs import BlobStore
+from ocid.storage.hashing import HashingThread
 from ocid.storage.uploads import UploadSession, UploadStore, hashFile, syncAndClose
 
 log = Logger()
@@ -124,6 +125,7 @@ class Registry:
             self.journalCompactAfter,
         )
         self.uploads.backgroundSync = lambda fd: self._inThread(syncAndClose, fd)
+        self.uploads.hashing = HashingThread()
         self.uploads.load()
         log.info(
             "registry at {path} opened: {repositories} repositories",

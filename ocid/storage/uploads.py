@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 
 from ocid.digest import ALGORITHMS, Digest, Hasher, newHasher
 from ocid.errors import BLOB_UPLOAD_UNKNOWN, RegistryError, StorageError
+from ocid.storage.hashing import HashingThread
 
 log = Logger()
 
@@ -247,6 +248,8 @@ class UploadStore:
     @ivar backgroundSync: C{fdatasync}s and closes a file descriptor off the reactor
         thread; sessions use it to write large uploads to disk as they arrive.  Without it,
         nothing is written to disk before the upload completes.
+    @ivar hashing: where new sessions hash large pieces of their bytes, off the reactor
+        thread; without it they hash as the bytes arrive.
     """
 
     root: Path
@@ -255,6 +258,7 @@ class UploadStore:
     opener: Callable[[Path], BinaryIO] = appendFile
     wallClock: Callable[[], float] = time.time
     backgroundSync: Callable[[int], Deferred[None]] | None = None
+    hashing: HashingThread | None = None
 
     def load(self) -> None:
         """
@@ -324,13 +328,19 @@ class UploadStore:
             directory=directory,
             algorithm=algorithm,
             size=0,
-            hasher=newHasher(algorithm),
+            hasher=self._newHasher(algorithm),
             touched=self._clock.seconds(),
             opener=self.opener,
             backgroundSync=self.backgroundSync,
         )
         self._sessions[sessionID] = session
         return session
+
+    def _newHasher(self, algorithm: str) -> Hasher:
+        hasher = newHasher(algorithm)
+        if self.hashing is not None:
+            return self.hashing.hasher(hasher)
+        return hasher
 
     def touch(self, session: UploadSession) -> None:
         """
