@@ -87,8 +87,17 @@ class RegistryService(MultiService):
     def privilegedStartService(self) -> None:
         # Open storage first, so that no port accepts a request before the journal is
         # replayed; a corrupt journal stops the start here.
-        self.registry.open()
+        self._openRegistry()
         super().privilegedStartService()
+
+    def startService(self) -> None:
+        # A program embedding the service may call only startService.
+        self._openRegistry()
+        super().startService()
+
+    def _openRegistry(self) -> None:
+        if self.registry.journal is None:
+            self.registry.open()
 
     def stopService(self) -> Deferred[None]:
         d: Deferred[Any] = Deferred.fromCoroutine(self._stop())

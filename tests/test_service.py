@@ -145,7 +145,7 @@ class EmbeddingTests(TestCase):
         data = Path(self.mktemp())
         port = freeLoopbackPort()
         service = registryService(data, [f"tcp:{port}:interface=127.0.0.1"], reactor)
-        service.privilegedStartService()
+        # As an embedding program does (twistd also calls privilegedStartService first).
         service.startService()
         try:
             await self._pushAndPull(f"http://127.0.0.1:{port}", "embedded/app", b"x" * 5000)
