@@ -321,16 +321,7 @@ class Registry:
             )
         await self._inThread(self.blobs.write, digest, body)
         self._manifests.put(digest, body)
-        put = PutManifest(
-            repository=name,
-            digest=digest,
-            mediaType=manifest.mediaType,
-            size=len(body),
-            references=tuple(d.digest for d in manifest.references()),
-            subject=manifest.subject.digest if manifest.subject else None,
-            artifactType=manifest.artifactType,
-            annotations=manifest.annotations,
-        )
+        put = PutManifest.describing(name, digest, len(body), manifest)
         records: list[Record] = [put]
         records.extend(TagManifest(name, tag, digest) for tag in dict.fromkeys(allTags))
         await self._record(records)

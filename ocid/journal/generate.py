@@ -100,16 +100,7 @@ def writeManyTags(dataPath: Path, repository: str, count: int) -> None:
     records: list[Record] = [
         LinkBlob(repository, digests[0]),
         LinkBlob(repository, digests[1]),
-        PutManifest(
-            repository=repository,
-            digest=manifestDigest,
-            mediaType=manifest.mediaType,
-            size=len(manifestBytes),
-            references=tuple(d.digest for d in manifest.references()),
-            subject=manifest.subject.digest if manifest.subject else None,
-            artifactType=manifest.artifactType,
-            annotations=manifest.annotations,
-        ),
+        PutManifest.describing(repository, manifestDigest, len(manifestBytes), manifest),
     ]
     tags = [f"t{i}" for i in range(count)]
     for start in range(0, count, _TAGS_PER_RECORD):

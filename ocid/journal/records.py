@@ -30,6 +30,7 @@ import attrs
 
 from ocid.digest import Digest
 from ocid.errors import RegistryError
+from ocid.manifest import Manifest
 
 
 def _digest(value: str | Digest) -> Digest:
@@ -95,6 +96,24 @@ class PutManifest:
     subject: Digest | None = attrs.field(converter=_optionalDigest, default=None)
     artifactType: str | None = None
     annotations: dict[str, str] | None = attrs.field(default=None, eq=False)
+
+    @classmethod
+    def describing(
+        cls, repository: str, digest: Digest, size: int, manifest: Manifest
+    ) -> PutManifest:
+        """
+        The record storing the parsed C{manifest}, C{size} bytes with C{digest}.
+        """
+        return cls(
+            repository=repository,
+            digest=digest,
+            mediaType=manifest.mediaType,
+            size=size,
+            references=tuple(d.digest for d in manifest.references()),
+            subject=manifest.subject.digest if manifest.subject else None,
+            artifactType=manifest.artifactType,
+            annotations=manifest.annotations,
+        )
 
 
 @attrs.frozen
