@@ -42,14 +42,6 @@ def makeDirectories(path: Path, root: Path) -> None:
         fsyncDirectory(directory.parent)
 
 
-def writeFileDurably(path: Path, data: bytes) -> None:
-    """
-    Write C{data} to C{path} atomically: a temporary file beside it, fsynced, renamed into
-    place, and the directory fsynced.
-    """
-    DurableDirectory(path.parent).writeAtomically(path.name, [data])
-
-
 def _noStep(operation: str, name: str) -> None:
     pass
 
